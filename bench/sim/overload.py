@@ -74,7 +74,7 @@ def run_case(run: Run) -> dict[str, Any]:
     admission, policy, read = run.admission, run.policy, run.call_seconds_read
     measured = CostModel.load(run.cost_model)
     model = measured.with_overrides(llm_per_row=per_row, host_ms=HOST_MS)
-    if per_row > measured.llm_step.per_unit:
+    if "carried" in admission and per_row > measured.llm_step.per_unit:
         # an engine slower than the model's own is not the device a carried figure was stated for (carried.py)
         admission = {**admission, "carried": None}
     report = simulate(
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         model = CostModel.load(args.cost_model)
         profile = profile_on(ADMISSION_PROFILES[args.profile], args.device_sharing, model.device_overlap)
         carried = known_carried(model.name, args.device_sharing)
-        admission = {**profile.admission, "carried": carried, **admission}
+        admission = {**profile.admission, **({"carried": carried} if carried else {}), **admission}
         read = profile.call_seconds_read
     jobs = [
         Run(

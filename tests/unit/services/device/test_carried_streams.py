@@ -5,13 +5,20 @@ the tests move by hand: counts and order, no timings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.device.admission import Admission
-from services.device.carried import CarriedStreams, carried_for, known_carried
+from services.device.carried import KNOWN_CARRIED, CarriedStreams, carried_for, known_carried
 from services.device.scheduler import CodecScheduler
 from services.device.telemetry import SchedulerStats
 from shared.settings.model import CodecSettings, parse_carried
+
+
+def model_path(name: str) -> Path:
+    return Path(__file__).resolve().parents[4] / "bench" / "cost_models" / name
+
 
 FIGURE = CarriedStreams(plain=10, super_resolved=5, within_s=5.0)
 
@@ -155,3 +162,12 @@ def test_a_malformed_setting_is_refused_where_settings_are_read(value: str) -> N
 def test_a_figure_of_nothing_is_refused() -> None:
     with pytest.raises(ValueError):
         CarriedStreams(plain=0, super_resolved=5, within_s=5.0)
+
+
+def test_the_simulator_reads_the_figure_for_the_gpu_its_cost_model_names() -> None:
+    """bench/sim gives admission what the service would read on that GPU: the H200 model's name finds its figure."""
+    from bench.standin.cost_model import CostModel
+
+    model = CostModel.load(model_path("h200-graphs-vllm-step-sr-tf32.json"))
+    assert known_carried(model.name, "overlapped") == KNOWN_CARRIED[("H200", "overlapped")]
+    assert known_carried(CostModel.load(model_path("h100-tf32.json")).name, "overlapped") is None
