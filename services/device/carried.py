@@ -60,17 +60,23 @@ def known_carried(gpu_name: str, sharing: DeviceSharing) -> CarriedStreams | Non
     return None
 
 
+# Rule 0 applies to a burst onto a device this lightly loaded at most: the live streams admitted before the figure's
+# `within_s` hold at most this share of what it carries. A device already carrying settled streams is what the measures
+# read well, and a count that refills whatever they leave would admit bursts on top of a device they call full.
+SETTLED_SHARE = 0.5
+
+
 class CarriedFloor:
-    """Admission's rule 0: a newcomer fits while the live streams and it hold at most all the device carries, and the
-    load admitted within the figure's `within_s` with it at most all of it too: the figures ran that many arriving
-    that fast, not more (streams shorter than the window could otherwise let a flood through on the live count)."""
+    """Admission's rule 0: a newcomer fits while the live streams and it hold at most all the device carries, the
+    load admitted within the figure's `within_s` with it at most all of it too (the figures ran that many arriving
+    that fast, not more: streams shorter than the window could otherwise let a flood through on the live count), and
+    the streams admitted before that window at most `SETTLED_SHARE` of it (a burst onto a lightly loaded device)."""
 
     def __init__(self, carried: CarriedStreams, clock: Callable[[], float]) -> None:
         self.carried = carried
         self.clock = clock
         self._recent: deque[tuple[float, float]] = deque()  # (admitted at, weight) within `within_s`
         self._suspended_until = -math.inf
-        self.admitted = 0  # newcomers admitted on the floor
 
     def _recent_load(self, now: float) -> float:
         while self._recent and self._recent[0][0] <= now - self.carried.within_s:
@@ -87,9 +93,10 @@ class CarriedFloor:
         if self.clock() < self._suspended_until:
             return False
         weight = self.carried.weight(newcomer_super_resolved)
-        if self.carried.load(plain, super_resolved) + weight > 1.0 + 1e-9:
+        live, recent = self.carried.load(plain, super_resolved), self._recent_load(self.clock())
+        if live + weight > 1.0 + 1e-9 or recent + weight > 1.0 + 1e-9:
             return False
-        return self._recent_load(self.clock()) + weight <= 1.0 + 1e-9
+        return live - recent <= SETTLED_SHARE + 1e-9  # streams that ended within the window count as settled
 
     def note_admitted(self, super_resolved: bool) -> None:
         """Any admission (on the floor or the measures) counts toward the recent load."""

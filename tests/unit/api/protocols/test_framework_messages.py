@@ -224,7 +224,7 @@ def test_every_admission_refusal_is_logged_with_its_rule(caplog: Any) -> None:
     from services.pipeline.synthesis import SynthesisError
 
     class Refusing:
-        async def admit(self, key: str | None = None) -> AdmissionDecision:
+        async def admit(self, key: str | None = None, *, super_resolved: bool = True) -> AdmissionDecision:
             return AdmissionDecision(False, "first audio would be late", 2, rule="llm_pace")
 
     models = SimpleNamespace(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.device.admission import Admission
-from services.device.carried import KNOWN_CARRIED, CarriedStreams, carried_for, known_carried
+from services.device.carried import KNOWN_CARRIED, CarriedFloor, CarriedStreams, carried_for, known_carried
 from services.device.scheduler import CodecScheduler
 from services.device.telemetry import SchedulerStats
 from shared.settings.model import CodecSettings, parse_carried
@@ -171,3 +171,17 @@ def test_the_simulator_reads_the_figure_for_the_gpu_its_cost_model_names() -> No
     model = CostModel.load(model_path("h200-graphs-vllm-step-sr-tf32.json"))
     assert known_carried(model.name, "overlapped") == KNOWN_CARRIED[("H200", "overlapped")]
     assert known_carried(CostModel.load(model_path("h100-tf32.json")).name, "overlapped") is None
+
+
+def test_only_a_burst_onto_a_lightly_loaded_device_is_admitted_on_the_count() -> None:
+    """Streams admitted before the figure's window are what the measures read well: past half the figure of them, a
+    count that refilled whatever the measures leave would admit bursts onto a device they call full."""
+    clock = _Clock()
+    floor = CarriedFloor(FIGURE, clock)
+    assert floor.fits(5, 0, False)  # half the figure settled: a burst on top still fits
+    assert not floor.fits(6, 0, False)
+    for _ in range(3):  # three of the six live ones just admitted: three settled
+        floor.note_admitted(False)
+    assert floor.fits(6, 0, False)
+    clock.now += FIGURE.within_s  # the window passes: all six are settled now
+    assert not floor.fits(6, 0, False)

@@ -175,7 +175,9 @@ EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 def _refusing(reason: str, retry_after_s: int) -> Any:
     """`Admission.admit` refusing every stream (what every transport asks)."""
 
-    async def admit(max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
+    async def admit(
+        max_wait_s: float | None = None, key: str | None = None, *, super_resolved: bool = True
+    ) -> AdmissionDecision:
         return AdmissionDecision(False, reason, retry_after_s, "codec_cost")
 
     return admit
@@ -260,7 +262,9 @@ def _refusing_once(reason: str) -> tuple[Any, list[int]]:
     turn), and the count of calls."""
     calls: list[int] = []
 
-    async def admit(max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
+    async def admit(
+        max_wait_s: float | None = None, key: str | None = None, *, super_resolved: bool = True
+    ) -> AdmissionDecision:
         calls.append(1)
         if len(calls) == 1:
             return AdmissionDecision(False, reason, 1, "ramp")
@@ -406,3 +410,38 @@ def test_which_messages_end_their_context_by_the_raw_fields() -> None:
     assert not elevenlabs_ends({"text": "Hi", "flush": True}) and not elevenlabs_ends(
         {"close_context": "true"}
     )
+
+
+def test_admission_and_the_scheduler_are_told_whether_a_stream_goes_through_ap_bwe(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 0 weighs a 48 kHz stream apart from a 16 kHz one (services/device/carried.py): HTTP and a socket tell
+    admission the newcomer's kind, and the stream opens on the scheduler as that kind."""
+    (runtime,) = RUNTIMES
+    admission, scheduler = runtime.admission, runtime.codec_scheduler
+    assert admission is not None and scheduler is not None
+    asked: list[bool] = []
+    opened: list[bool] = []
+    real_admit, real_open = admission.admit, scheduler.open_stream
+
+    async def admit(
+        max_wait_s: float | None = None, key: str | None = None, *, super_resolved: bool = True
+    ) -> Any:
+        asked.append(super_resolved)
+        return await real_admit(max_wait_s, key, super_resolved=super_resolved)
+
+    def open_stream(*args: Any, super_resolved: bool = False, **kwargs: Any) -> Any:
+        opened.append(super_resolved)
+        return real_open(*args, super_resolved=super_resolved, **kwargs)
+
+    monkeypatch.setattr(admission, "admit", admit)
+    monkeypatch.setattr(scheduler, "open_stream", open_stream)
+    assert client.post("/v1/tts/generate", json=BODY).status_code == 200
+    assert client.post("/v1/tts/generate", json={**BODY, "sample_rate": 48_000}).status_code == 200
+    with client.websocket_connect("/v1/tts/ws") as ws:
+        ws.send_text(json.dumps({**BODY, "sample_rate": 48_000}))
+        while True:  # audio comes in binary frames, events in text ones
+            message = ws.receive()
+            if message.get("text") and json.loads(message["text"]).get("type") in ("done", "error", "end"):
+                break
+    assert asked == [False, True, True] and opened == [False, True, True]

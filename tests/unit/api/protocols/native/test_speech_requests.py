@@ -165,7 +165,7 @@ async def test_a_background_request_is_never_refused_for_load() -> None:
     class Refusing:
         asked = 0
 
-        async def admit(self, key: str | None = None) -> AdmissionDecision:
+        async def admit(self, key: str | None = None, *, super_resolved: bool = True) -> AdmissionDecision:
             self.asked += 1
             return AdmissionDecision(False, "overloaded", rule="misses")
 
