@@ -100,7 +100,7 @@ def plan_marked_segment(
     lexicon = document.lexicon
     if not document.ssml:
         assert lexicon is not None
-        aliased = apply_lexicon(lexicon, segment.text)
+        aliased = apply_lexicon(lexicon, segment.text, pause)
         plan = plan_text(
             aliased, normalize=normalize, chunking=chunking, threshold=threshold, target=target, pause=pause
         )
@@ -116,8 +116,7 @@ def plan_marked_segment(
                 pauses[len(chunks)] = pauses.get(len(chunks), 0.0) + granted
             continue
         budget.note_text(item)
-        pause()
-        aliased = item if lexicon is None else apply_lexicon(lexicon, item)
+        aliased = item if lexicon is None else apply_lexicon(lexicon, item, pause)
         try:
             part = plan_text(
                 aliased,

@@ -141,10 +141,10 @@ def stitched_misfit(misfit: SynthesisError) -> SynthesisError:
     )
 
 
-def apply_lexicon(lexicon: Lexicon, text: str) -> str:
+def apply_lexicon(lexicon: Lexicon, text: str, pause: Callable[[], None] = lambda: None) -> str:
     """`lexicon.apply`, its cost bound refused in the error envelope."""
     try:
-        return lexicon.apply(text)
+        return lexicon.apply(text, pause)
     except AliasRulesTooCostly as exc:
         raise SynthesisError(
             "VALIDATION_ERROR", f"Invalid 'lexicon': {exc}.", "lexicon"
@@ -182,7 +182,7 @@ def plan_text(
     called between the long steps and between normalisation pieces: a text step's turn between keys
     (services/device/key_share.py `TextTurns`)."""
     if lexicon is not None:
-        text = apply_lexicon(lexicon, text)
+        text = apply_lexicon(lexicon, text, pause)
     if (
         normalize
     ):  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
