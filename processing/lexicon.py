@@ -13,11 +13,13 @@ candidate matches it finds, and the candidates are capped per character: rules b
 refused (`AliasRulesTooCostly`), never left to hold the interpreter (a regex alternation of thousands of rules held
 the GIL for tens of seconds). Rules that share a key (case variants of one word in a case-insensitive set, repeats)
 are folded when the set is compiled to the at most two that can ever win, so each candidate costs a bounded step.
+`apply` calls its `pause` every `PAUSE_EVERY_CANDIDATES` candidates: a text step's turn between keys
+(services/device/key_share.py `TextTurns`), so long matching never holds the CPU in one stretch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -28,6 +30,7 @@ MAX_RULE_CHARS = 200  # a rule's string and its alias, each
 # dictionaries find well under one; only rules that are suffixes of one another pile up (at most 200 per place).
 MAX_CANDIDATES_PER_CHAR = 8
 MIN_CANDIDATE_BUDGET = 4096  # so a short text with a few overlapping rules is never refused
+PAUSE_EVERY_CANDIDATES = 2048  # candidates between two calls of `apply`'s pause (a few milliseconds)
 COMPILED_SETS = 16  # rule sets kept compiled (a full 1,000-rule dictionary of 200 characters is about 10 MB)
 
 
@@ -61,11 +64,12 @@ class Lexicon:
             start += size
         return tuple(sets)
 
-    def apply(self, text: str) -> str:
-        """`text` with the rules applied (AliasRulesTooCostly: the rules overlap too much in it)."""
+    def apply(self, text: str, pause: Callable[[], None] = lambda: None) -> str:
+        """`text` with the rules applied (AliasRulesTooCostly: the rules overlap too much in it); `pause` is called
+        every `PAUSE_EVERY_CANDIDATES` candidate matches."""
         if not self.rules or not text:
             return text
-        found = _Candidates(text)
+        found = _Candidates(text, pause)
         for offset, rules in self._sets:
             compiled(rules).collect(found, offset)
         return found.substituted()
@@ -121,8 +125,10 @@ def _is_word(ch: str) -> bool:
 class _Candidates:
     """The best rule starting at each place in one text, gathered from every rule set within a budget."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, pause: Callable[[], None] = lambda: None) -> None:
         self.text = text
+        self.pause = pause
+        self.spent = 0  # candidates so far
         self._folded: str | None = None
         self.budget = max(MAX_CANDIDATES_PER_CHAR * len(text), MIN_CANDIDATE_BUDGET)
         self.best: dict[int, tuple[int, int, str]] = {}  # start -> (length, -rule index, alias)
@@ -152,6 +158,9 @@ class _Candidates:
 
     def spend(self) -> None:
         self.budget -= 1
+        self.spent += 1
+        if self.spent % PAUSE_EVERY_CANDIDATES == 0:
+            self.pause()
         if self.budget < 0:
             raise AliasRulesTooCostly(
                 "the alias rules overlap too much in this text "

@@ -21,14 +21,31 @@ work) in the engine's usage account (core/llm/step_gate.py `OwnerUsage`: decayed
 and a fixed cost per request added up), and a key's windows wait in the queue, before any device thread takes them, while a key that used less
 is busy: stepping in the engine, or with windows queued or running. The lighter key's request runs as if alone; the
 heavier key goes on the moment it is idle or has used less. A lone key, or one key's many streams, never waits.
+
+**Text steps** (`TextTurns`). Planning a request's text (Markdown, normalisation, chunking) runs in a worker thread
+and holds the interpreter lock for most of its run. Another key's engine step needs the lock back after each of its
+many operations, and beside a thread that holds it waits up to a switch interval (5 ms) each time: a free
+`POST /v1/tts/normalize` of 40,000 characters after another multiplied another key's first audio many times over,
+though the cores were not full. Turns by usage alone cannot fix that (run side by side, both keys are slowed, and
+the stepping key is charged the time it waited). So a text step runs in pieces (the normalisation pieces of
+services/pipeline/text_plan.py), and each piece takes a turn in the engine's step gate as its key, as a step does:
+a piece never runs beside a step, each piece's seconds are charged to its key, and the gate gives the next turn to
+the key that used less. Without an engine gate (a GPU engine) the pieces take turns in a gate of their own, between
+keys' text steps. A key's own text steps run one at a time, after each other, so one key holds at most one worker
+thread with text; a step whose request is gone stops at its next piece.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar
 
 from core.llm.step_gate import FairStepGate, OwnerUsage
+
+T = TypeVar("T")
 
 
 class KeyShares:
@@ -103,3 +120,76 @@ class CpuTurns:
         total = sum(units for _, units in rows) or 1
         for key, units in rows:
             usage.charge(key, seconds * units / total)
+
+
+class TextStepStopped(Exception):
+    """A text step's request is gone: its thread ends at its next piece."""
+
+
+class TextTurns:
+    """Turns for text steps between keys, piece by piece in a step gate (the module docstring, "Text steps").
+
+    `gate`: the engine's step gate, looked up at each step's start, as `CpuTurns` does; None (no engine gate: a GPU
+    engine, or none loaded yet): a gate of the text steps' own."""
+
+    def __init__(self, gate: Callable[[], FairStepGate | None]) -> None:
+        self._gate = gate
+        self._own = FairStepGate()
+        self._serial: dict[
+            str | None, asyncio.Lock
+        ] = {}  # a key's steps one at a time (keys waiting or stepping)
+        self._asking: Counter[str | None] = Counter()
+
+    async def run(self, key: str | None, plan: Callable[[Callable[[], None]], T]) -> T:
+        """`plan(pause)` in a worker thread as a text step of `key`, after the key's earlier steps: each stretch of
+        it between two calls of `pause()` is one turn in the gate. Cancelled, the step stops at its next `pause()`,
+        and the key's next step starts once this one's thread has ended."""
+        serial = self._serial.setdefault(key, asyncio.Lock())
+        self._asking[key] += 1
+        try:
+            async with serial:
+                pause = _Pause(self._gate() or self._own, key)
+                work = asyncio.ensure_future(asyncio.to_thread(_step, pause, plan))
+                try:
+                    return await asyncio.shield(work)
+                except asyncio.CancelledError:
+                    pause.stopped = True
+                    with contextlib.suppress(Exception):
+                        await work
+                    raise
+        finally:
+            self._asking[key] -= 1
+            if not self._asking[key]:
+                del self._asking[key], self._serial[key]
+
+
+def _step(pause: _Pause, plan: Callable[[Callable[[], None]], T]) -> T:
+    pause()  # the first piece's turn
+    try:
+        return plan(pause)
+    finally:
+        pause.end()
+
+
+class _Pause:
+    """Called by a text step between its pieces, in its worker thread: hands its turn in the gate back (the piece's
+    seconds charged to the key) and waits for the next."""
+
+    def __init__(self, gate: FairStepGate, key: str | None) -> None:
+        self.gate, self.key = gate, key
+        self.stopped = False
+        self._turn: contextlib.AbstractContextManager[None] | None = None
+
+    def __call__(self) -> None:
+        self.end()
+        if self.stopped:
+            raise TextStepStopped
+        turn = self.gate.turn(self.key)
+        turn.__enter__()
+        self._turn = turn
+
+    def end(self) -> None:
+        """Hand the turn back, if held."""
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.__exit__(None, None, None)

@@ -9,6 +9,7 @@ on the event loop when the job opens: `take_key_silence`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -40,17 +41,27 @@ def read_request_text(
 
 
 def plan_document(
-    document: SpeechDocument, settings: Settings, *, normalize: bool, chunking: bool
+    document: SpeechDocument,
+    settings: Settings,
+    *,
+    normalize: bool,
+    chunking: bool,
+    pause: Callable[[], None] = lambda: None,
 ) -> TextPlan:
     """A request's plan within the per-request limits (`check_request_plan`); its `written` is the text as written
-    once markers, tags and aliases are resolved."""
+    once markers, tags and aliases are resolved. `pause`: called between pieces of the work (`plan_text`)."""
     threshold, target = settings.text.chunking_threshold_chars, settings.text.chunk_target_chars
     budget = BreakBudget(settings.limits.ssml_max_total_break_s)  # one per request, whatever its segments
 
     def plan_segment(segment: DocumentSegment) -> TextPlan:
         if document.plain:
             return plan_text(
-                segment.text, normalize=normalize, chunking=chunking, threshold=threshold, target=target
+                segment.text,
+                normalize=normalize,
+                chunking=chunking,
+                threshold=threshold,
+                target=target,
+                pause=pause,
             )
         return plan_marked_segment(
             segment,
@@ -60,6 +71,7 @@ def plan_document(
             threshold=threshold,
             target=target,
             budget=budget,
+            pause=pause,
         )
 
     if document.marked:
@@ -80,6 +92,7 @@ def plan_marked_segment(
     threshold: int,
     target: int,
     budget: BreakBudget,
+    pause: Callable[[], None] = lambda: None,
 ) -> TextPlan:
     """One segment of a document with SSML or alias rules (without SSML, its text is planned whole). The alias rules
     apply once to each text: what is planned is also the text as written (a rule set too costly for it is refused,
@@ -87,8 +100,10 @@ def plan_marked_segment(
     lexicon = document.lexicon
     if not document.ssml:
         assert lexicon is not None
-        aliased = apply_lexicon(lexicon, segment.text)
-        plan = plan_text(aliased, normalize=normalize, chunking=chunking, threshold=threshold, target=target)
+        aliased = apply_lexicon(lexicon, segment.text, pause)
+        plan = plan_text(
+            aliased, normalize=normalize, chunking=chunking, threshold=threshold, target=target, pause=pause
+        )
         return replace(plan, written=aliased)
     chunks: list[str] = []
     spoken: list[str] = []
@@ -101,10 +116,15 @@ def plan_marked_segment(
                 pauses[len(chunks)] = pauses.get(len(chunks), 0.0) + granted
             continue
         budget.note_text(item)
-        aliased = item if lexicon is None else apply_lexicon(lexicon, item)
+        aliased = item if lexicon is None else apply_lexicon(lexicon, item, pause)
         try:
             part = plan_text(
-                aliased, normalize=normalize, chunking=chunking, threshold=threshold, target=target
+                aliased,
+                normalize=normalize,
+                chunking=chunking,
+                threshold=threshold,
+                target=target,
+                pause=pause,
             )
         except NothingToSpeak:
             continue  # nothing speakable here (spaces, emoji): the pauses around it join

@@ -14,16 +14,18 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from audio.time_stretch import MAX_SPEED, MIN_SPEED
+from core.llm.step_gate import FairStepGate
 from core.voices import UnknownVoiceError, Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
+from services.device.key_share import TextTurns
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, Payer, PronunciationLexicons
@@ -140,6 +142,15 @@ class SpeechService:
         self.dictionaries = dictionaries  # pronunciation dictionaries; None: none are offered
         # Idle sleep's gate, read once the models are ready (it is fixed from then on); _UNSET until then.
         self._idle: IdleGate | None = _UNSET
+        # Long text is planned in a worker thread taking turns between keys with the engine's steps.
+        self.text_turns = TextTurns(self._step_gate)
+
+    def _step_gate(self) -> FairStepGate | None:
+        """The engine's step gate (the transformers engine on a CPU); None for other engines or before loading."""
+        if not self.models.ready:
+            return None
+        gate = getattr(self.models.pipeline_resources().engine, "step_gate", None)
+        return gate if isinstance(gate, FairStepGate) else None
 
     async def check_available(
         self, *, admit: bool = True, key_id: str | None = None, live: bool = True, super_resolved: bool = True
@@ -382,10 +393,14 @@ class SpeechService:
         *,
         buffered: bool,
         how_to_stream: str | None = None,
+        pause: Callable[[], None] = lambda: None,
     ) -> TextPlan:
-        """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
+        """Blocking (normalising and tokenising 50,000 characters takes a while): run it as a text step
+        (`text_turns`), which passes `pause`."""
         settings = self.settings
-        plan = plan_document(document, settings, normalize=speech.normalize, chunking=speech.chunking)
+        plan = plan_document(
+            document, settings, normalize=speech.normalize, chunking=speech.chunking, pause=pause
+        )
         check_voices_fit(self.models.pipeline_resources(), plan, voices)
         check_words_speakable(plan)
         if buffered:
@@ -424,8 +439,11 @@ class SpeechService:
             if len(speech.text) <= INLINE_PLAN_CHARS and document.lexicon is None:
                 plan = self.plan(*plan_args, buffered=buffered, how_to_stream=how_to_stream)
             else:
-                plan = await asyncio.to_thread(
-                    self.plan, *plan_args, buffered=buffered, how_to_stream=how_to_stream
+                plan = await self.text_turns.run(
+                    key_id,
+                    lambda pause: self.plan(
+                        *plan_args, buffered=buffered, how_to_stream=how_to_stream, pause=pause
+                    ),
                 )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__

@@ -141,10 +141,10 @@ def stitched_misfit(misfit: SynthesisError) -> SynthesisError:
     )
 
 
-def apply_lexicon(lexicon: Lexicon, text: str) -> str:
+def apply_lexicon(lexicon: Lexicon, text: str, pause: Callable[[], None] = lambda: None) -> str:
     """`lexicon.apply`, its cost bound refused in the error envelope."""
     try:
-        return lexicon.apply(text)
+        return lexicon.apply(text, pause)
     except AliasRulesTooCostly as exc:
         raise SynthesisError(
             "VALIDATION_ERROR", f"Invalid 'lexicon': {exc}.", "lexicon"
@@ -176,26 +176,34 @@ def plan_text(
     target: int,
     unknown_tags: UnknownTags = "strip",
     lexicon: Lexicon | None = None,
+    pause: Callable[[], None] = lambda: None,
 ) -> TextPlan:
-    """Normalise, resolve emotion tags, and split long text at sentence boundaries; alias rules first."""
+    """Normalise, resolve emotion tags, and split long text at sentence boundaries; alias rules first. `pause` is
+    called between the long steps and between normalisation pieces: a text step's turn between keys
+    (services/device/key_share.py `TextTurns`)."""
     if lexicon is not None:
-        text = apply_lexicon(lexicon, text)
+        text = apply_lexicon(lexicon, text, pause)
     if (
         normalize
     ):  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
+        pause()
         text = read_markdown(drop_emoji(text))  # it ("#😀 Title" is a heading once the emoji has gone)
     tag_result = process_tags(text, unknown=unknown_tags)
     cleaned = tag_result.text
     if normalize:
         # A piece cut at a space or line break is a word apart from the next; one cut inside a run stays joined.
-        cleaned = "".join(
-            normalize_text(piece, markdown=False).text + (" " if piece[-1:].isspace() else "")
-            for piece in text_pieces(cleaned)
-        )
+        normalized = []
+        for piece in text_pieces(cleaned):
+            pause()
+            normalized.append(
+                normalize_text(piece, markdown=False).text + (" " if piece[-1:].isspace() else "")
+            )
+        cleaned = "".join(normalized)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
         raise NothingToSpeak("Invalid 'text': nothing left to speak after removing tags.")
     if chunking and len(cleaned) > threshold:
+        pause()
         chunks = [c for c in split_text(cleaned, max_chars=target, threshold=threshold) if c.strip()]
     else:
         if not chunking and len(cleaned) > threshold:

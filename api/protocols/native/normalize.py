@@ -6,13 +6,11 @@ the same limits), behind the same authentication and rate limits.
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, field_validator
 
-from api.deps import Grant, SettingsDep
+from api.deps import Grant, SettingsDep, Speech
 from api.errors import ApiError
 from api.http.fields import MAX_TEXT_CHARS, check_text
 from api.pronunciation_schemas import LexiconField
@@ -36,7 +34,9 @@ class NormalizeRequest(LexiconField):
 
 
 @router.post("/v1/tts/normalize", summary="The normalised text and chunks the model would speak (no audio)")
-async def normalize(body: NormalizeRequest, grant: Grant, settings: SettingsDep) -> JSONResponse:
+async def normalize(
+    body: NormalizeRequest, grant: Grant, settings: SettingsDep, speech: Speech
+) -> JSONResponse:
     if len(body.text) > settings.limits.max_text_chars:
         raise ApiError(
             "TEXT_TOO_LONG",
@@ -44,8 +44,13 @@ async def normalize(body: NormalizeRequest, grant: Grant, settings: SettingsDep)
             param="text",
         )
     document = read_request_text(body.text, body.to_lexicon())
-    plan = await asyncio.to_thread(  # a refusal (SynthesisError) answers in the envelope through its handler
-        plan_document, document, settings, normalize=body.normalize, chunking=body.chunking
+    # A text step taking turns between keys (free, so a key's text waits while a lighter key synthesises); a
+    # refusal (SynthesisError) answers in the envelope through its handler.
+    plan = await speech.text_turns.run(
+        grant.key.key_id,
+        lambda pause: plan_document(
+            document, settings, normalize=body.normalize, chunking=body.chunking, pause=pause
+        ),
     )
     return JSONResponse(
         {"normalized": plan.text, "languages": script_languages(plan.text), "chunks": plan.chunks},

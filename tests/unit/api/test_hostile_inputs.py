@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -149,3 +151,20 @@ def test_a_stored_name_with_a_lone_surrogate_is_a_client_error(client: TestClien
         headers={"xi-api-key": KEY, "Content-Type": "application/json"},
     )
     assert answer.status_code == 400, answer.text
+
+
+def test_the_markdown_attack_line_is_planned_in_the_engine_s_turns_and_answered_whole(
+    client: TestClient,
+) -> None:
+    """A free `POST /v1/tts/normalize` of 40,000 `![` (the Markdown attack: after another, it slowed another key's
+    first audio many times over) is a text step of the caller's key in the engine's step gate (services/device/
+    key_share.py `TextTurns`), charged to that key, and still answers the whole text."""
+    app = cast(FastAPI, client.app)
+    gate = app.state.services.speech.models.pipeline_resources().engine.step_gate  # the CPU engine's
+    before = {owner: gate.usage(owner) for owner in gate.account._used}  # noqa: SLF001 - the account's owners
+    line = "![" * 20_000
+    answer = client.post("/v1/tts/normalize", headers=AUTH, json={"text": line})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["normalized"] == line
+    charged = {owner for owner in gate.account._used if gate.usage(owner) > before.get(owner, 0.0)}  # noqa: SLF001
+    assert len(charged) == 1 and None not in charged  # the caller's key, charged its pieces' seconds

@@ -12,6 +12,7 @@ import pytest
 
 from processing.lexicon import (
     MAX_RULE_CHARS,
+    PAUSE_EVERY_CANDIDATES,
     AliasRule,
     AliasRulesTooCostly,
     Lexicon,
@@ -173,3 +174,25 @@ def test_case_variants_of_one_word_fold_to_one_rule() -> None:
     folded = compiled(mixed).folded
     assert folded is not None and [i for i, _ in folded.get("ab")[1]] == [0, 2]
     assert Lexicon(mixed).apply("ab xab") == "bounded xanywhere"
+
+
+def test_the_folding_attack_pauses_between_stretches_of_candidates() -> None:
+    """The rule-folding attack's 10,000 letters find about 30,000 candidates in one call: `apply` calls its pause
+    (a text step's turn between keys, services/device/key_share.py `TextTurns`) every `PAUSE_EVERY_CANDIDATES`, and
+    answers as it does without one."""
+    word = "a" * MAX_RULE_CHARS
+    sets = [
+        tuple(
+            AliasRule(
+                "".join(ch.upper() if i >> (n % 10) & 1 else ch for n, ch in enumerate(word)), "b", False
+            )
+            for i in range(1000)
+        )
+        for _ in range(3)
+    ]
+    lexicon = Lexicon(sets[0]) + Lexicon(sets[1]) + Lexicon(sets[2])
+    pauses: list[int] = []
+    text = "a" * 10_000
+    assert lexicon.apply(text, lambda: pauses.append(1)) == lexicon.apply(text)
+    candidates = 3 * (len(text) - MAX_RULE_CHARS + 1)
+    assert len(pauses) == candidates // PAUSE_EVERY_CANDIDATES
