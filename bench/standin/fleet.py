@@ -64,7 +64,7 @@ def hold_streams(runtime: Any, streams: int, requests: OpenRequests) -> None:
         if admission is None:
             raise RuntimeError("--hold-streams needs admission on (the device stand-in, or TTS_ADMISSION=on)")
 
-        def rules() -> tuple[AdmissionDecision, float | None]:
+        def rules(super_resolved: bool = True) -> tuple[AdmissionDecision, float | None]:
             if requests.admitted >= streams:
                 reason = f"overloaded: the device stand-in holds {streams} streams"
                 return AdmissionDecision(False, reason, 1, rule="codec_cost"), None

@@ -49,7 +49,9 @@ is known to carry:
 No rule reads slack: a stream just started holds only its first chunk (80 ms), so a slack floor would refuse every
 newcomer; a stream really running dry is a miss (1). The defaults and the runs that chose them:
 docs/decisions/admission-rules.md. Beside it, each a seam of its own: `first_chunks.py` (an admitted stream's first
-chunk), `key_share.py`, `engine_lead.py`, `headroom.py` (rule 3's pass), `codec_cost.py`."""
+chunk), `key_share.py`, `engine_lead.py`, `headroom.py` (rule 3's pass), `codec_cost.py`, `carried.py` (rule 0).
+Longer than 500 lines because the rules are read in one order in one place, beside the waiters' queue and the view
+operators read; each rule's measure is a module of its own (above)."""
 
 from __future__ import annotations
 

@@ -126,6 +126,12 @@ class TextStepStopped(Exception):
     """A text step's request is gone: its thread ends at its next piece."""
 
 
+def engine_step_gate(engine: object) -> FairStepGate | None:
+    """An engine's step gate (the transformers engine on a CPU); None for other engines."""
+    gate = getattr(engine, "step_gate", None)
+    return gate if isinstance(gate, FairStepGate) else None
+
+
 class TextTurns:
     """Turns for text steps between keys, piece by piece in a step gate (the module docstring, "Text steps").
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from audio.time_stretch import MAX_SPEED, MIN_SPEED
-from core.llm.step_gate import FairStepGate
 from core.voices import UnknownVoiceError, Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
-from services.device.key_share import TextTurns
+from services.device.key_share import TextTurns, engine_step_gate
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, Payer, PronunciationLexicons
@@ -143,14 +142,9 @@ class SpeechService:
         # Idle sleep's gate, read once the models are ready (it is fixed from then on); _UNSET until then.
         self._idle: IdleGate | None = _UNSET
         # Long text is planned in a worker thread taking turns between keys with the engine's steps.
-        self.text_turns = TextTurns(self._step_gate)
-
-    def _step_gate(self) -> FairStepGate | None:
-        """The engine's step gate (the transformers engine on a CPU); None for other engines or before loading."""
-        if not self.models.ready:
-            return None
-        gate = getattr(self.models.pipeline_resources().engine, "step_gate", None)
-        return gate if isinstance(gate, FairStepGate) else None
+        self.text_turns = TextTurns(
+            lambda: engine_step_gate(self.models.pipeline_resources().engine) if self.models.ready else None
+        )
 
     async def check_available(
         self, *, admit: bool = True, key_id: str | None = None, live: bool = True, super_resolved: bool = True
@@ -160,9 +154,8 @@ class SpeechService:
         the key `key_id`. A check that starts no stream (a socket validating its voice at connect) passes
         `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. A background
         request (`live=False`: a job's chapter) is never refused for load (no backlog shed, no admission): it waits
-        for device time live streams leave (services/device/background.py). `super_resolved`: the stream goes through
-        AP-BWE (admission weighs it; services/device/carried.py). Returns the milliseconds waited for a
-        wake (None: the device was awake)."""
+        for device time live streams leave (services/device/background.py). `super_resolved`: through AP-BWE
+        (admission weighs it: carried.py). Returns the milliseconds waited for a wake (None: the device was awake)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
                 "GPU_FAULT",

@@ -433,8 +433,8 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     opened: list[Any] = []
     open_stream = scheduler.open_stream
 
-    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live") -> Any:
-        handle = open_stream(playback, owner, work_class)
+    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live", **kind: Any) -> Any:
+        handle = open_stream(playback, owner, work_class, **kind)
         playback.paces = []
         pace = playback.pace
 
@@ -717,9 +717,9 @@ async def test_a_background_job_runs_as_background_work_that_admission_never_see
     classes: list[str] = []
     open_stream = scheduler.open_stream
 
-    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live") -> Any:
+    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live", **kind: Any) -> Any:
         classes.append(work_class)
-        return open_stream(playback, owner, work_class)
+        return open_stream(playback, owner, work_class, **kind)
 
     monkeypatch.setattr(scheduler, "open_stream", spy)
     engine_classes: list[str] = []
