@@ -60,26 +60,30 @@ def known_carried(gpu_name: str, sharing: DeviceSharing) -> CarriedStreams | Non
     return None
 
 
-# Rule 0 applies to a burst onto a device this lightly loaded at most: the live streams admitted before the figure's
-# `within_s` hold at most this share of what it carries. A device already carrying settled streams is what the measures
-# read well, and a count that refills whatever they leave would admit bursts on top of a device they call full.
+# Rule 0 counts the load admitted within this many of the figure's `within_s`: the figure is one burst onto an idle
+# device, so the count admits again only once its cohort is out of the window. A cohort admitted together ends
+# together, and refilling the room it leaves at once is the measures' to judge: counted within one window, the
+# count refilled a 48 kHz flood's first cohort as it ended and ran 10 newcomers dry (docs/decisions/carried-streams.md).
+RECENT_WINDOWS = 2.0
+# And to a burst onto a device this lightly loaded at most: the live streams admitted before that window hold at most
+# this share of what it carries. Settled streams are what the measures read well.
 SETTLED_SHARE = 0.5
 
 
 class CarriedFloor:
     """Admission's rule 0: a newcomer fits while the live streams and it hold at most all the device carries, the
-    load admitted within the figure's `within_s` with it at most all of it too (the figures ran that many arriving
-    that fast, not more: streams shorter than the window could otherwise let a flood through on the live count), and
-    the streams admitted before that window at most `SETTLED_SHARE` of it (a burst onto a lightly loaded device)."""
+    load admitted within `RECENT_WINDOWS` of the figure's `within_s` with it at most all of it too (the figure ran
+    that many arriving that fast onto an idle device, not more: streams shorter than the window could otherwise let a
+    flood through on the live count), and the streams admitted before that window at most `SETTLED_SHARE` of it."""
 
     def __init__(self, carried: CarriedStreams, clock: Callable[[], float]) -> None:
         self.carried = carried
         self.clock = clock
-        self._recent: deque[tuple[float, float]] = deque()  # (admitted at, weight) within `within_s`
+        self._recent: deque[tuple[float, float]] = deque()  # (admitted at, weight) within the window
         self._suspended_until = -math.inf
 
     def _recent_load(self, now: float) -> float:
-        while self._recent and self._recent[0][0] <= now - self.carried.within_s:
+        while self._recent and self._recent[0][0] <= now - RECENT_WINDOWS * self.carried.within_s:
             self._recent.popleft()
         return sum(weight for _, weight in self._recent)
 

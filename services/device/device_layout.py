@@ -50,13 +50,22 @@ def codec_stretch(sharing: DeviceSharing, overlap: float = DEVICE_OVERLAP) -> fl
     return {"serial": 1.0, "sliced": 2.0, "overlapped": 2.0 - overlap}[sharing]
 
 
+# The near-miss grace on the overlapped device for a profile that sets none (`served`): braking with 100 ms of audio
+# left, not 50. There a 48 kHz flood's newcomers admitted as a cohort ended ran up to 4 streams 4-35 ms dry at 50 ms
+# and none at 100 (docs/decisions/near-misses.md); on the sliced device 100 ms held 0.67x of 50 ms's 48 kHz overload.
+OVERLAPPED_MISS_GRACE_S = -0.1
+
+
 def profile_on(
     profile: AdmissionProfile, sharing: DeviceSharing, overlap: float = DEVICE_OVERLAP
 ) -> AdmissionProfile:
     """`profile` reading the codec on `sharing`'s device: a profile that reads a call's run on the device (CUDA
     events: `run`) was calibrated where that is its own work, so rule 3 divides it by the call's stretch there
     (`Admission.codec_stretch`). One that reads its own seconds is not stretched; one that reads dispatch to end was
-    calibrated with the wait behind the engine in it, and keeps it."""
+    calibrated with the wait behind the engine in it, and keeps it. On the overlapped device a profile without its own
+    near-miss grace brakes at `OVERLAPPED_MISS_GRACE_S`."""
+    if sharing == "overlapped" and "miss_grace_s" not in profile.admission:
+        profile = replace(profile, admission={**profile.admission, "miss_grace_s": OVERLAPPED_MISS_GRACE_S})
     if profile.call_seconds_read != "run":
         return profile
     return replace(profile, admission={**profile.admission, "codec_stretch": codec_stretch(sharing, overlap)})

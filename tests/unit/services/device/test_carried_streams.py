@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from services.device.admission import Admission
-from services.device.carried import KNOWN_CARRIED, CarriedFloor, CarriedStreams, carried_for, known_carried
+from services.device.carried import (
+    KNOWN_CARRIED,
+    RECENT_WINDOWS,
+    CarriedFloor,
+    CarriedStreams,
+    carried_for,
+    known_carried,
+)
 from services.device.scheduler import CodecScheduler
 from services.device.telemetry import SchedulerStats
 from shared.settings.model import CodecSettings, parse_carried
@@ -109,8 +116,21 @@ def test_no_faster_than_the_figure_arrived_even_when_streams_end_at_once() -> No
         answers.append(adm.decide(super_resolved=False).admit)
         clock.now += 0.01
     assert answers == [True, True, True, True, False, False]  # the ramp holds past 4 within 5 s
-    clock.now += 5.0
-    assert adm.decide(super_resolved=False).admit
+
+
+def test_the_count_admits_again_once_its_cohort_is_out_of_twice_its_window() -> None:
+    """A cohort admitted on the count ends together; refilling the room it leaves is the measures' to judge until the
+    cohort is two of the figure's windows old (RECENT_WINDOWS)."""
+    clock = _Clock()
+    floor = CarriedFloor(CarriedStreams(plain=4, super_resolved=2, within_s=5.0), clock)
+    for _ in range(4):
+        assert floor.fits(0, 0, False)
+        floor.note_admitted(False)
+    assert not floor.fits(0, 0, False)  # every one of them ended at once: still counted
+    clock.now += 5.0 * RECENT_WINDOWS - 0.01
+    assert not floor.fits(0, 0, False)
+    clock.now += 0.02
+    assert floor.fits(0, 0, False)
 
 
 def test_a_missed_deadline_refuses_inside_the_carried_count() -> None:
@@ -183,5 +203,5 @@ def test_only_a_burst_onto_a_lightly_loaded_device_is_admitted_on_the_count() ->
     for _ in range(3):  # three of the six live ones just admitted: three settled
         floor.note_admitted(False)
     assert floor.fits(6, 0, False)
-    clock.now += FIGURE.within_s  # the window passes: all six are settled now
+    clock.now += FIGURE.within_s * RECENT_WINDOWS  # the window passes: all six are settled now
     assert not floor.fits(6, 0, False)

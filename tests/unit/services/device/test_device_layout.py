@@ -79,3 +79,17 @@ def test_rule_three_reads_the_measure_over_the_stretch() -> None:
     with pytest.raises(ValueError, match="codec_stretch"):
         Admission(_Scheduler(), codec_stretch=0.5)
     assert math.isfinite(stretched.codec_stretch)
+
+
+def test_on_one_cuda_context_served_brakes_on_near_misses_earlier() -> None:
+    """`served` sets no near-miss grace of its own: on the overlapped device it brakes with 100 ms of audio left; a
+    profile calibrated with its own grace keeps it, and the other devices keep Admission's."""
+    from services.device.admission_profiles import ADMISSION_PROFILES
+    from services.device.device_layout import OVERLAPPED_MISS_GRACE_S, profile_on
+
+    assert (
+        profile_on(ADMISSION_PROFILES["served"], "overlapped").admission["miss_grace_s"]
+        == OVERLAPPED_MISS_GRACE_S
+    )
+    assert "miss_grace_s" not in profile_on(ADMISSION_PROFILES["served"], "sliced").admission
+    assert profile_on(ADMISSION_PROFILES["bursts"], "overlapped").admission["miss_grace_s"] == 0.03
