@@ -419,10 +419,11 @@ class ModelRuntime:
                 try:
                     await self.warmup()
                 except Exception as exc:  # noqa: BLE001 - stay up and say why (a restart would fail the same way)
-                    self.state = RuntimeState.WARMUP_FAILED
                     self.error = f"warm-up failed: {exc.__class__.__name__}: {exc}"
                     logger.exception("warm-up failed; the service stays up and reports not ready")
                     self.missing_package = note_missing_package(exc, "warm-up")
+                    # the state last: a reader that sees it failed (health, a test's thread) finds why already set
+                    self.state = RuntimeState.WARMUP_FAILED
                     return
             self._start_idle_sleep()
             freeze_startup_heap()
