@@ -441,11 +441,11 @@ class ModelRuntime:
                 },
             )
         except Exception as exc:  # noqa: BLE001 - any load failure must surface in health, not crash the server
-            self.state = RuntimeState.FAILED
             self.error = f"{exc.__class__.__name__}: {exc}"
             metrics.MODEL_LOADED.set(0)
             logger.exception("model loading failed")
             self.missing_package = note_missing_package(exc, "model loading")
+            self.state = RuntimeState.FAILED  # last, as for warm-up
 
     async def warmup(self) -> None:
         """One short generation through the whole pipeline, so the first user request is not the slow one."""
