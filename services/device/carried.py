@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.device.device_layout import DeviceSharing
+from shared.settings.model import parse_carried
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class CarriedFloor:
         live, recent = self.carried.load(plain, super_resolved), self._recent_load(self.clock())
         if live + weight > 1.0 + 1e-9 or recent + weight > 1.0 + 1e-9:
             return False
-        return live - recent <= SETTLED_SHARE + 1e-9  # streams that ended within the window count as settled
+        # the settled load; recent streams that already ended make it an underestimate (the rule errs to admitting)
+        return live - recent <= SETTLED_SHARE + 1e-9
 
     def note_admitted(self, super_resolved: bool) -> None:
         """Any admission (on the floor or the measures) counts toward the recent load."""
@@ -113,6 +115,5 @@ def carried_for(setting: str, gpu_name: str | None, sharing: DeviceSharing) -> C
     if setting == "off":
         return None
     if setting != "auto":
-        plain, resolved, within = setting.split(",")
-        return CarriedStreams(int(plain), int(resolved), float(within))
+        return CarriedStreams(*parse_carried(setting))
     return None if gpu_name is None else known_carried(gpu_name, sharing)
