@@ -256,7 +256,7 @@ class ModelRuntime:
         the first window submitted."""
         from services.device.admission import Admission
         from services.device.background import BackgroundPolicy
-        from services.device.key_share import CpuTurns
+        from services.device.key_share import CpuTurns, engine_step_gate
         from services.device.loop_lag import LoopLag
         from services.device.runner import ModelRunner
         from services.device.scheduler import CodecScheduler
@@ -283,7 +283,7 @@ class ModelRuntime:
             share=codec.background_share, min_slack_s=codec.background_min_slack_ms / 1000.0
         )
         # On a CPU the codec's calls take turns between keys with the engine's steps (key_share.CpuTurns)
-        turns = None if self._serves_a_gpu() else CpuTurns(lambda: getattr(self.engine, "step_gate", None))
+        turns = None if self._serves_a_gpu() else CpuTurns(lambda: engine_step_gate(self.engine))
         self.codec_scheduler = CodecScheduler(
             runner, policy, background=background, loop_lag=LoopLag(), turns=turns
         )
